@@ -1,0 +1,60 @@
+"""Reads shared by the API, the page and the realtime payload: one source for the row shape."""
+
+from datetime import datetime
+from typing import TypedDict
+from uuid import UUID
+
+from django.db.models import Q
+
+from scores.models import Score
+
+TOP_N = 10
+
+
+class BoardRow(TypedDict):
+    rank: int
+    user_id: str
+    username: str
+    score: int
+    last_updated: str
+
+
+def ranked_scores():
+    """Visible scores in board order: total desc, reached_at asc, user id asc."""
+    return Score.objects.filter(is_hidden=False).order_by("-total", "reached_at", "user_id")
+
+
+def board_row(rank: int, score: Score) -> BoardRow:
+    """The public shape of one board row."""
+    return {
+        "rank": rank,
+        "user_id": str(score.user_id),
+        "username": score.user.username,
+        "score": score.total,
+        "last_updated": score.reached_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def top_rows_from_db(limit: int = TOP_N) -> list[BoardRow]:
+    """The top ten from the indexed query."""
+    scores = ranked_scores().select_related("user")[:limit]
+    return [board_row(index, score) for index, score in enumerate(scores, start=1)]
+
+
+def db_rank(*, user_id: UUID | str, total: int, reached_at: datetime) -> int:
+    """A visible player's 1-based rank, counted in the database (the slow, exact fallback)."""
+    ahead = (
+        Score.objects.filter(is_hidden=False)
+        .filter(
+            Q(total__gt=total)
+            | Q(total=total, reached_at__lt=reached_at)
+            | Q(total=total, reached_at=reached_at, user_id__lt=user_id)
+        )
+        .count()
+    )
+    return ahead + 1
+
+
+def db_total_players() -> int:
+    """Visible players counted in the database."""
+    return Score.objects.filter(is_hidden=False).count()

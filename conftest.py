@@ -38,6 +38,11 @@ def _delete_prefixed(prefix: str) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_board_state():
     """Every test starts with an empty board cache, rank index and rate-limit counters."""
     from django.core.cache import cache

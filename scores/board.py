@@ -14,6 +14,7 @@ is rebuilt from the database. Without `REDIS_URL` (one process, development) the
 same interface is kept in process memory and ranks are counted in the database.
 """
 
+import contextlib
 import json
 import logging
 import threading
@@ -168,7 +169,9 @@ class RedisBoardStore:
         self._dirty.set()
 
     def _recover(self) -> None:
-        self.client.delete(self.k_ready, self.k_rank, self.k_members)
+        # The cached top ten may miss the same writes: drop it too, so the next read
+        # rebuilds it from the database instead of serving a stale board.
+        self.client.delete(self.k_ready, self.k_rank, self.k_members, self.k_board)
         self._dirty.clear()
         self.ensure_rebuilt()
 
@@ -218,11 +221,14 @@ class RedisBoardStore:
         finally:
             self.release_script(keys=[self.k_rebuild], args=[token])
             if threading.current_thread().name == "rank-rebuild":
-                close_old_connections()
+                with contextlib.suppress(Exception):
+                    close_old_connections()
 
     # -- cached top ten and version -------------------------------------------------
 
     def get_board(self) -> dict | None:
+        if self._dirty.is_set():
+            self._recover()
         raw = self.client.get(self.k_board)
         return json.loads(raw) if raw else None
 
@@ -397,6 +403,9 @@ def reset_store() -> None:
     """Drop the process's store so the next use reads the settings again (tests)."""
     global _store
     with _store_lock:
+        thread = getattr(_store, "_rebuild_thread", None)
+        if thread is not None:
+            thread.join(timeout=60)
         _store = None
 
 
@@ -435,14 +444,31 @@ def leaderboard_snapshot() -> dict:
     store = get_store()
     try:
         board = store.get_board()
-        if board is not None:
-            _last_version = max(_last_version, board["version"])
-            return board
-        version = store.current_version()
+        if board is None:
+            board = _rebuild_board(store)
+        _last_version = max(_last_version, board["version"])
+        # Players join below the top ten without a new version: count them now.
+        board["total_players"] = total_players()
+        board.pop("changed", None)
+        return board
     except REDIS_ERRORS as exc:
         logger.warning("board cache unavailable, reading the database: %s", exc)
-        version = _last_version
-    return make_board(top_rows_from_db(), version)
+    return make_board(top_rows_from_db(), _last_version)
+
+
+def _rebuild_board(store: "RedisBoardStore | LocalBoardStore") -> dict:
+    """Fill an empty cache (first use, or Redis lost its data) from the database.
+
+    The board gets a new version, newer than any sent before, and is published:
+    clients that missed changes while Redis was away are repaired at once.
+    """
+    board = make_board(top_rows_from_db(), store.next_version())
+    if not store.store_board(board):
+        return store.get_board() or board  # another process stored a newer one
+    from realtime.broadcast import publish
+
+    publish(board)
+    return board
 
 
 def make_board(rows: list[BoardRow], version: int) -> dict:

@@ -85,6 +85,9 @@ class ScoreEvent(models.Model):
         ActionType, on_delete=models.PROTECT, null=True, blank=True, related_name="events"
     )
     points = models.BigIntegerField()
+    total_after = models.BigIntegerField(
+        null=True, editable=False, help_text="The player's total once this entry applied."
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     reason = models.CharField(max_length=500, blank=True)
     created_by = models.ForeignKey(

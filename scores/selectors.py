@@ -58,3 +58,33 @@ def db_rank(*, user_id: UUID | str, total: int, reached_at: datetime) -> int:
 def db_total_players() -> int:
     """Visible players counted in the database."""
     return Score.objects.filter(is_hidden=False).count()
+
+
+def neighbors(*, score: Score, rank: int | None, count: int) -> list[BoardRow]:
+    """The `count` visible players just above and just below a player, in board order.
+
+    Each side is two index range scans (same total, then other totals), so the
+    cost does not grow with the player's depth in the board.
+    """
+    if count <= 0 or rank is None:
+        return []
+    visible = Score.objects.filter(is_hidden=False).select_related("user")
+    same = visible.filter(total=score.total)
+    tie_before = Q(reached_at__lt=score.reached_at) | Q(
+        reached_at=score.reached_at, user_id__lt=score.user_id
+    )
+    tie_after = Q(reached_at__gt=score.reached_at) | Q(
+        reached_at=score.reached_at, user_id__gt=score.user_id
+    )
+    above = list(same.filter(tie_before).order_by("-reached_at", "-user_id")[:count])
+    if len(above) < count:
+        higher = visible.filter(total__gt=score.total).order_by("total", "-reached_at", "-user_id")
+        above += list(higher[: count - len(above)])
+    below = list(same.filter(tie_after).order_by("reached_at", "user_id")[:count])
+    if len(below) < count:
+        lower = visible.filter(total__lt=score.total).order_by("-total", "reached_at", "user_id")
+        below += list(lower[: count - len(below)])
+    rows = [board_row(rank - index, row) for index, row in enumerate(above, start=1)]
+    rows.reverse()
+    rows += [board_row(rank + index, row) for index, row in enumerate(below, start=1)]
+    return rows

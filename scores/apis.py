@@ -1,0 +1,325 @@
+"""The scores HTTP API (SPEC.md section 6, "Scores"): thin views over services and selectors."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import serializers
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import User
+from leaderboard.errors import ApiError
+from leaderboard.limits import client_ip, hit
+from scores import selectors
+from scores.board import leaderboard_snapshot, player_rank
+from scores.models import ActionType, LimitHit, Score, ScoreEvent
+from scores.services import score_award, score_record_action
+
+ACTION_ID = r"^[A-Za-z0-9._:-]{1,100}$"
+FUTURE_SKEW = timedelta(minutes=5)
+
+
+class StrictStringMixin:
+    """Refuse numbers and booleans where a string is expected (DRF would coerce them)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Must be a string.")
+        return super().to_internal_value(data)
+
+
+class ActionIdField(StrictStringMixin, serializers.RegexField):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(ACTION_ID, max_length=100, **kwargs)
+
+
+class ActionCodeField(StrictStringMixin, serializers.SlugField):
+    pass
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """Only a JSON integer: no strings, floats or booleans."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            raise serializers.ValidationError("Must be an integer.")
+        return super().to_internal_value(data)
+
+
+def parse_strict(serializer_class: type[serializers.Serializer], data: object) -> dict:
+    """Validate a JSON object, refusing any field the serializer does not declare."""
+    if not isinstance(data, dict):
+        raise ApiError("invalid", "The body must be a JSON object.")
+    serializer = serializer_class(data=data)
+    unknown = sorted(set(data) - set(serializer.fields))
+    if unknown:
+        raise ApiError(
+            "invalid",
+            "Unknown fields in the request.",
+            fields={name[:50]: ["This field is not allowed."] for name in unknown[:20]},
+        )
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _limit(request: Request, user: User) -> None:
+    wait = hit("score", str(user.pk), settings.SCORE_RATE_LIMIT)
+    if wait is not None:
+        raise ApiError(
+            "rate_limited",
+            "Too many score updates; slow down.",
+            status_code=429,
+            headers={"Retry-After": str(wait)},
+        )
+
+
+def _record_limit_hit(user: User, exc: ApiError) -> None:
+    if exc.status_code == 429:
+        LimitHit.objects.create(user=user, code=exc.code)
+
+
+class ReceiptSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    replayed = serializers.BooleanField()
+    action_id = serializers.CharField()
+    user_id = serializers.UUIDField()
+    points_awarded = serializers.IntegerField()
+    new_total_score = serializers.IntegerField()
+    leaderboard_position = serializers.IntegerField(allow_null=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField()
+    detail = serializers.CharField()
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), required=False
+    )
+
+
+def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    return {code: OpenApiResponse(ErrorSerializer) for code in codes}
+
+
+class ScoreUpdateApi(APIView):
+    """A player reports a completed action; the server decides what it is worth."""
+
+    permission_classes = [IsAuthenticated]
+
+    class InputSerializer(serializers.Serializer):
+        action_id = ActionIdField()
+        action = ActionCodeField(max_length=50)
+        timestamp = serializers.DateTimeField(required=False)
+        user_id = serializers.UUIDField(required=False)
+
+        def validate_timestamp(self, value):
+            if value > timezone.now() + FUTURE_SKEW:
+                raise serializers.ValidationError("Must not be more than 5 minutes in the future.")
+            return value
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: ReceiptSerializer, **_errors(400, 401, 403, 409, 429)},
+    )
+    def post(self, request: Request) -> Response:
+        user = request.user
+        _limit(request, user)
+        data = parse_strict(self.InputSerializer, request.data)
+        if "user_id" in data and data["user_id"] != user.pk:
+            raise ApiError("forbidden", "You can only add to your own score.", status_code=403)
+        try:
+            receipt = score_record_action(
+                user=user,
+                action_id=data["action_id"],
+                action=data["action"],
+                client_ip=client_ip(request),
+                client_timestamp=data.get("timestamp"),
+            )
+        except ApiError as exc:
+            _record_limit_hit(user, exc)
+            raise
+        return Response(receipt.as_dict())
+
+
+class CanAwardPoints(IsAuthenticated):
+    def has_permission(self, request, view) -> bool:
+        return super().has_permission(request, view) and request.user.has_perm(
+            "scores.award_points"
+        )
+
+
+class ScoreAwardApi(APIView):
+    """A trusted game server awards points it computed itself."""
+
+    permission_classes = [CanAwardPoints]
+
+    class InputSerializer(serializers.Serializer):
+        user_id = serializers.UUIDField()
+        action_id = ActionIdField()
+        points = StrictIntegerField(min_value=1, max_value=1_000_000)
+        reason = serializers.CharField(max_length=500)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: ReceiptSerializer, **_errors(400, 401, 403, 404, 409, 429)},
+    )
+    def post(self, request: Request) -> Response:
+        _limit(request, request.user)
+        data = parse_strict(self.InputSerializer, request.data)
+        player = User.objects.filter(pk=data["user_id"], is_active=True).first()
+        if player is None:
+            raise ApiError("invalid", "Unknown player.", fields={"user_id": ["No such player."]})
+        receipt = score_award(
+            user=player,
+            action_id=data["action_id"],
+            points=data["points"],
+            reason=data["reason"],
+            created_by=request.user,
+            client_ip=client_ip(request),
+        )
+        return Response(receipt.as_dict())
+
+
+class BoardRowSerializer(serializers.Serializer):
+    rank = serializers.IntegerField()
+    user_id = serializers.UUIDField()
+    username = serializers.CharField()
+    score = serializers.IntegerField()
+    last_updated = serializers.DateTimeField()
+
+
+class LeaderboardSerializer(serializers.Serializer):
+    leaderboard = BoardRowSerializer(many=True)
+    total_players = serializers.IntegerField()
+    last_refresh = serializers.DateTimeField()
+    version = serializers.IntegerField()
+
+
+class LeaderboardApi(APIView):
+    """The top ten, from the cache (or the database when Redis is down)."""
+
+    authentication_classes: list = []
+
+    @extend_schema(responses={200: LeaderboardSerializer})
+    def get(self, request: Request) -> Response:
+        board = leaderboard_snapshot()
+        return Response({key: board[key] for key in LeaderboardSerializer().fields})
+
+
+class PlayerSerializer(serializers.Serializer):
+    user_id = serializers.UUIDField()
+    username = serializers.CharField()
+    score = serializers.IntegerField()
+    rank = serializers.IntegerField(allow_null=True)
+    last_updated = serializers.DateTimeField(allow_null=True)
+    neighbors = BoardRowSerializer(many=True, required=False)
+
+
+class PlayerApi(APIView):
+    """One player's score and rank; `?around=N` adds the N players above and below."""
+
+    authentication_classes: list = []
+
+    class QuerySerializer(serializers.Serializer):
+        around = serializers.IntegerField(min_value=0, max_value=10, required=False)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("around", int, description="0..10 neighbours each side")],
+        responses={200: PlayerSerializer, **_errors(400, 404)},
+    )
+    def get(self, request: Request, user_id) -> Response:
+        query = parse_strict(self.QuerySerializer, request.query_params.dict())
+        player = get_object_or_404(User, pk=user_id, is_active=True)
+        score = Score.objects.filter(user=player).first()
+        if score is not None and score.is_hidden:
+            raise ApiError("not_found", "Not found.", status_code=404)
+        body = {
+            "user_id": str(player.pk),
+            "username": player.username,
+            "score": score.total if score else 0,
+            "rank": player_rank(score) if score else None,
+            "last_updated": score.reached_at if score else None,
+        }
+        around = query.get("around")
+        if around is not None:
+            body["neighbors"] = (
+                selectors.neighbors(score=score, rank=body["rank"], count=around) if score else []
+            )
+        return Response(PlayerSerializer(body).data)
+
+
+class ActionsApi(APIView):
+    """The active catalog: what each action is worth and how often it counts."""
+
+    authentication_classes: list = []
+
+    class OutputSerializer(serializers.ModelSerializer):
+        class Meta:
+            model = ActionType
+            fields = ["code", "name", "points", "cooldown_seconds", "daily_limit"]
+
+    @extend_schema(responses={200: OutputSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        actions = ActionType.objects.filter(is_active=True).order_by("code")
+        return Response(self.OutputSerializer(actions, many=True).data)
+
+
+class HistoryPagination(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    max_page_size = 200
+    page_size_query_param = "page_size"
+
+
+class HistoryApi(APIView):
+    """The caller's own ledger, newest first, cursor-paginated."""
+
+    permission_classes = [IsAuthenticated]
+
+    class OutputSerializer(serializers.ModelSerializer):
+        action = serializers.SlugRelatedField(
+            source="action_type", slug_field="code", read_only=True
+        )
+
+        class Meta:
+            model = ScoreEvent
+            fields = [
+                "id",
+                "action_id",
+                "action",
+                "kind",
+                "points",
+                "total_after",
+                "reason",
+                "client_timestamp",
+                "created_at",
+            ]
+
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "HistoryPage",
+                {
+                    "next": serializers.URLField(allow_null=True),
+                    "previous": serializers.URLField(allow_null=True),
+                    "results": OutputSerializer(many=True),
+                },
+            ),
+            **_errors(401),
+        }
+    )
+    def get(self, request: Request) -> Response:
+        events = ScoreEvent.objects.filter(user=request.user).select_related("action_type")
+        paginator = HistoryPagination()
+        page = paginator.paginate_queryset(events, request, view=self)
+        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)

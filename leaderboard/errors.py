@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, JsonResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework_simplejwt.exceptions import InvalidToken
 
@@ -29,6 +29,16 @@ class ApiError(exceptions.APIException):
         self.code = code
         self.headers = headers or {}
         self.fields = fields
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The error shape, for the OpenAPI schema."""
+
+    error = serializers.CharField()
+    detail = serializers.CharField()
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), required=False
+    )
 
 
 def error_body(code: str, detail: str, fields: dict[str, list[str]] | None = None) -> dict:

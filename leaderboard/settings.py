@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -161,12 +162,20 @@ if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
 
 # A dead Redis must fail a cache call in well under a second so that the
 # database fallback answers quickly; it never blocks a request for long.
+# After Redis restarts, every pooled connection is dead: retrying a command once on
+# a ConnectionError swaps the dead one for a new one instead of failing that call
+# (redis-py retries nothing by default for pools made from a URL).
 REDIS_CLIENT_OPTIONS = {
     "socket_connect_timeout": 0.5,
     "socket_timeout": 0.5,
     "retry_on_timeout": False,
+    "retry_on_error": [RedisConnectionError],
     "health_check_interval": 30,
 }
+
+# How long the channel layer keeps a group member that has not re-joined; consumers
+# re-join at a third of this (at least every 30 minutes). Tests make it tiny.
+CHANNEL_GROUP_EXPIRY = env_int("CHANNEL_GROUP_EXPIRY", 86400, minimum=3, maximum=7 * 86400)
 
 if REDIS_URL:
     CACHES = {
@@ -192,6 +201,7 @@ if REDIS_URL:
                         # redis-py caps async pools at 100; a process with a thousand
                         # sockets needs more headroom than that.
                         "max_connections": 2000,
+                        "retry_on_error": [RedisConnectionError],
                     }
                 ],
                 "prefix": os.environ.get("CHANNEL_PREFIX", "asgi"),
@@ -199,9 +209,9 @@ if REDIS_URL:
                 # weight; its messages are dropped, and the client sees a version gap
                 # and resyncs. Payloads are one top-ten snapshot (~2 KB) each.
                 "capacity": 500,
-                # Group membership lives one day; consumers re-join the group every
-                # hour (realtime.consumers), so a long-lived socket is never dropped.
-                "group_expiry": 86400,
+                # Group membership lives one day; consumers re-join the group well
+                # before that (realtime.consumers), so a long-lived socket is never dropped.
+                "group_expiry": CHANNEL_GROUP_EXPIRY,
                 "expiry": 60,
             },
         }
@@ -253,7 +263,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["leaderboard.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "leaderboard.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,

@@ -19,8 +19,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
-from leaderboard.errors import ApiError
+from leaderboard.errors import ApiError, ErrorSerializer
 from leaderboard.limits import client_ip, hit
+from leaderboard.parsers import parse_strict
 from scores import selectors
 from scores.board import leaderboard_snapshot, player_rank
 from scores.models import ActionType, LimitHit, Score, ScoreEvent
@@ -57,22 +58,6 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
-def parse_strict(serializer_class: type[serializers.Serializer], data: object) -> dict:
-    """Validate a JSON object, refusing any field the serializer does not declare."""
-    if not isinstance(data, dict):
-        raise ApiError("invalid", "The body must be a JSON object.")
-    serializer = serializer_class(data=data)
-    unknown = sorted(set(data) - set(serializer.fields))
-    if unknown:
-        raise ApiError(
-            "invalid",
-            "Unknown fields in the request.",
-            fields={name[:50]: ["This field is not allowed."] for name in unknown[:20]},
-        )
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
 def _limit(request: Request, user: User) -> None:
     wait = hit("score", str(user.pk), settings.SCORE_RATE_LIMIT)
     if wait is not None:
@@ -99,14 +84,6 @@ class ReceiptSerializer(serializers.Serializer):
     leaderboard_position = serializers.IntegerField(allow_null=True)
 
 
-class ErrorSerializer(serializers.Serializer):
-    error = serializers.CharField()
-    detail = serializers.CharField()
-    fields = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()), required=False
-    )
-
-
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: OpenApiResponse(ErrorSerializer) for code in codes}
 
@@ -116,7 +93,7 @@ class ScoreUpdateApi(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    class InputSerializer(serializers.Serializer):
+    class ScoreUpdateInputSerializer(serializers.Serializer):
         action_id = ActionIdField()
         action = ActionCodeField(max_length=50)
         timestamp = serializers.DateTimeField(required=False)
@@ -128,13 +105,13 @@ class ScoreUpdateApi(APIView):
             return value
 
     @extend_schema(
-        request=InputSerializer,
+        request=ScoreUpdateInputSerializer,
         responses={200: ReceiptSerializer, **_errors(400, 401, 403, 409, 429)},
     )
     def post(self, request: Request) -> Response:
         user = request.user
         _limit(request, user)
-        data = parse_strict(self.InputSerializer, request.data)
+        data = parse_strict(self.ScoreUpdateInputSerializer, request.data)
         if "user_id" in data and data["user_id"] != user.pk:
             raise ApiError("forbidden", "You can only add to your own score.", status_code=403)
         try:
@@ -163,19 +140,19 @@ class ScoreAwardApi(APIView):
 
     permission_classes = [CanAwardPoints]
 
-    class InputSerializer(serializers.Serializer):
+    class ScoreAwardInputSerializer(serializers.Serializer):
         user_id = serializers.UUIDField()
         action_id = ActionIdField()
         points = StrictIntegerField(min_value=1, max_value=1_000_000)
         reason = serializers.CharField(max_length=500)
 
     @extend_schema(
-        request=InputSerializer,
-        responses={200: ReceiptSerializer, **_errors(400, 401, 403, 404, 409, 429)},
+        request=ScoreAwardInputSerializer,
+        responses={200: ReceiptSerializer, **_errors(400, 401, 403, 409, 429)},
     )
     def post(self, request: Request) -> Response:
         _limit(request, request.user)
-        data = parse_strict(self.InputSerializer, request.data)
+        data = parse_strict(self.ScoreAwardInputSerializer, request.data)
         player = User.objects.filter(pk=data["user_id"], is_active=True).first()
         if player is None:
             raise ApiError("invalid", "Unknown player.", fields={"user_id": ["No such player."]})
@@ -230,7 +207,7 @@ class PlayerApi(APIView):
 
     authentication_classes: list = []
 
-    class QuerySerializer(serializers.Serializer):
+    class PlayerQuerySerializer(serializers.Serializer):
         around = serializers.IntegerField(min_value=0, max_value=10, required=False)
 
     @extend_schema(
@@ -238,7 +215,7 @@ class PlayerApi(APIView):
         responses={200: PlayerSerializer, **_errors(400, 404)},
     )
     def get(self, request: Request, user_id) -> Response:
-        query = parse_strict(self.QuerySerializer, request.query_params.dict())
+        query = parse_strict(self.PlayerQuerySerializer, request.query_params.dict())
         player = get_object_or_404(User, pk=user_id, is_active=True)
         score = Score.objects.filter(user=player).first()
         if score is not None and score.is_hidden:
@@ -263,15 +240,15 @@ class ActionsApi(APIView):
 
     authentication_classes: list = []
 
-    class OutputSerializer(serializers.ModelSerializer):
+    class ActionSerializer(serializers.ModelSerializer):
         class Meta:
             model = ActionType
             fields = ["code", "name", "points", "cooldown_seconds", "daily_limit"]
 
-    @extend_schema(responses={200: OutputSerializer(many=True)})
+    @extend_schema(responses={200: ActionSerializer(many=True)})
     def get(self, request: Request) -> Response:
         actions = ActionType.objects.filter(is_active=True).order_by("code")
-        return Response(self.OutputSerializer(actions, many=True).data)
+        return Response(self.ActionSerializer(actions, many=True).data)
 
 
 class HistoryPagination(CursorPagination):
@@ -286,7 +263,7 @@ class HistoryApi(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    class OutputSerializer(serializers.ModelSerializer):
+    class HistoryEntrySerializer(serializers.ModelSerializer):
         action = serializers.SlugRelatedField(
             source="action_type", slug_field="code", read_only=True
         )
@@ -312,7 +289,7 @@ class HistoryApi(APIView):
                 {
                     "next": serializers.URLField(allow_null=True),
                     "previous": serializers.URLField(allow_null=True),
-                    "results": OutputSerializer(many=True),
+                    "results": HistoryEntrySerializer(many=True),
                 },
             ),
             **_errors(401),
@@ -322,4 +299,4 @@ class HistoryApi(APIView):
         events = ScoreEvent.objects.filter(user=request.user).select_related("action_type")
         paginator = HistoryPagination()
         page = paginator.paginate_queryset(events, request, view=self)
-        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
+        return paginator.get_paginated_response(self.HistoryEntrySerializer(page, many=True).data)

@@ -99,6 +99,7 @@ class RedisBoardStore:
         self.client = redis.Redis.from_url(
             url, decode_responses=True, max_connections=100, **settings.REDIS_CLIENT_OPTIONS
         )
+        self.prefix = prefix
         self.k_rank = f"{prefix}:board:rank"
         self.k_members = f"{prefix}:board:members"
         self.k_ready = f"{prefix}:board:ready"
@@ -274,7 +275,7 @@ class RedisBoardStore:
 
     def flush(self) -> None:
         """Forget everything (tests, and `check_scores --repair`, which rebuilds after)."""
-        keys = list(self.client.scan_iter(match=f"{self.k_board}*"))
+        keys = list(self.client.scan_iter(match=f"{self.prefix}:board:*", count=1000))
         if keys:
             self.client.delete(*keys)
 

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench bench-quick fuzz clean
+.PHONY: run test lint format bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ run: $(STAMP)
 	@echo "  API docs:     http://127.0.0.1:8000/api/docs/"
 	@echo "  Admin:        http://127.0.0.1:8000/admin/  (user 'admin', password 'admin-demo-password')"
 	@echo ""
-	$(BIN)/daphne -b 127.0.0.1 -p 8000 --websocket_timeout 86400 leaderboard.asgi:application
+	$(BIN)/daphne -b 127.0.0.1 -p 8000 --websocket_timeout 86400 --websocket-max-message-size 16384 leaderboard.asgi:application
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

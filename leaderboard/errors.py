@@ -4,6 +4,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
@@ -89,6 +90,15 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         return Response(body, status=exc.status_code, headers=exc.headers)
     if isinstance(exc, RequestDataTooBig):
         return Response(error_body("too_large", "The request body is too large."), status=413)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The database connection dropped or the pool had none to lend: nothing was
+        # committed, and a retry with the same action_id is safe.
+        logger.warning("database unavailable: %s", exc)
+        return Response(
+            error_body("unavailable", "The database is unavailable; retry shortly."),
+            status=503,
+            headers={"Retry-After": "1"},
+        )
     if isinstance(exc, Http404):
         return Response(error_body("not_found", "Not found."), status=404)
     if isinstance(exc, PermissionDenied):

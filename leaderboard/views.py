@@ -19,6 +19,11 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     return HttpResponse("<h1>Not found</h1>", status=404)
 
 
+def api_not_found(request: HttpRequest) -> JsonResponse:
+    """JSON 404 for unknown API paths."""
+    return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     """Never a trace: one JSON sentence for the API, one line of HTML elsewhere."""
     if request.path.startswith("/api/"):

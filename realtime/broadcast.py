@@ -87,6 +87,26 @@ def _rows_key(rows: list[dict]) -> list[tuple[str, int]]:
     return [(row["user_id"], row["score"]) for row in rows]
 
 
+def _changed_row(old_rows: list[dict], new_rows: list[dict], trigger: Score | None) -> dict | None:
+    """The player whose change this board shows.
+
+    Refreshes are coalesced, so the writer that recomputes may not be the one
+    whose score moved: the first row whose score differs from the previous board
+    names the change; a board that only lost a player names the trigger.
+    """
+    before = {row["user_id"]: row["score"] for row in old_rows}
+    for row in new_rows:
+        if before.get(row["user_id"]) != row["score"]:
+            return {"user_id": row["user_id"], "username": row["username"], "score": row["score"]}
+    if trigger is None:
+        return None
+    return {
+        "user_id": str(trigger.user_id),
+        "username": trigger.user.username,
+        "score": trigger.total,
+    }
+
+
 def _recompute(changed: Score | None) -> None:
     store = get_store()
     rows = top_rows_from_db()
@@ -94,12 +114,7 @@ def _recompute(changed: Score | None) -> None:
     if current is not None and _rows_key(current["leaderboard"]) == _rows_key(rows):
         return
     board = make_board(rows, store.next_version())
-    if changed is not None:
-        board["changed"] = {
-            "user_id": str(changed.user_id),
-            "username": changed.user.username,
-            "score": changed.total,
-        }
+    board["changed"] = _changed_row(current["leaderboard"] if current else [], rows, changed)
     if store.store_board(board):
         publish(board)
 
@@ -151,8 +166,13 @@ def update_message(board: dict) -> dict:
 
 
 def _send(board: dict) -> None:
-    get_store().mark_sent(board["version"])
-    sender().group_send(LEADERBOARD_GROUP, update_message(board))
+    store = get_store()
+    # Versions are not consecutive (merged changes are never sent), so each message
+    # names the one sent before it: a client that did not see that one missed a
+    # message and resyncs. Sends are serialised by the broadcast lock.
+    previous = store.sent_version()
+    store.mark_sent(board["version"])
+    sender().group_send(LEADERBOARD_GROUP, update_message({**board, "previous_version": previous}))
 
 
 class Sender:

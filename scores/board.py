@@ -448,6 +448,8 @@ def leaderboard_snapshot() -> dict:
         if board is None:
             board = _rebuild_board(store)
         _last_version = max(_last_version, board["version"])
+        # A copy: the local store hands out its own dict, shared with other threads.
+        board = dict(board)
         # Players join below the top ten without a new version: count them now.
         board["total_players"] = total_players()
         board.pop("changed", None)

@@ -115,3 +115,33 @@ def test_no_missing_migrations():
 def test_static_assets_are_served_by_the_app(client):
     response = client.get("/static/scoreboard.js")
     assert response.status_code == 200
+
+
+def test_api_docs_are_served_without_a_cdn(client):
+    response = client.get("/api/docs/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "swagger-ui-bundle.js" in html
+    assert "cdn." not in html
+    assert "https://" not in html
+
+
+@pytest.mark.django_db
+def test_schema_describes_every_endpoint(client):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    paths = set(response.json()["paths"])
+    assert {
+        "/api/auth/register",
+        "/api/auth/token",
+        "/api/auth/token/refresh",
+        "/api/auth/token/verify",
+        "/api/auth/logout",
+        "/api/auth/me",
+        "/api/actions",
+        "/api/scores/update",
+        "/api/scores/award",
+        "/api/scores/leaderboard",
+        "/api/scores/players/{user_id}",
+        "/api/scores/history",
+    } <= paths

@@ -236,7 +236,7 @@ class Server:
         if self.kind == "gthread":
             return [
                 str(VENV_BIN / "gunicorn"),
-                "bench.wsgi:application",
+                "leaderboard.wsgi:application",
                 "-k",
                 "gthread",
                 "-w",

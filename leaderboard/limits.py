@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from rest_framework import status
 
 from leaderboard.errors import ApiError
+from leaderboard.redis_client import key_prefix, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -118,8 +119,16 @@ def _warn_cache_down(exc: Exception) -> None:
 
 
 def _cache_incr(cache_key: str, period: int) -> int:
-    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
     timeout = period + _EXPIRY_FUDGE
+    if settings.REDIS_URL:
+        # One round trip on the process-wide client (see leaderboard.redis_client).
+        pipe = redis_client().pipeline(transaction=False)
+        key = f"{key_prefix()}:rl:{cache_key}"
+        pipe.incr(key)
+        pipe.expire(key, timeout, nx=True)
+        count, _ = pipe.execute()
+        return int(count)
+    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
     if cache.add(cache_key, 1, timeout):
         return 1
     try:

@@ -12,6 +12,7 @@ sent when the interval ends.
 """
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -160,9 +161,17 @@ def _trailing() -> None:
 
 
 def update_message(board: dict) -> dict:
-    """The channel-layer event for a board (the consumer turns it into a frame)."""
+    """The channel-layer event for a board: its version and the frame, encoded once.
+
+    Every consumer forwards `text` as is, so a broadcast to a thousand sockets
+    costs one JSON encoding, not a thousand.
+    """
     payload = {"type": "leaderboard_update", **board}
-    return {"type": MESSAGE_TYPE, "payload": payload}
+    return {
+        "type": MESSAGE_TYPE,
+        "version": board["version"],
+        "text": json.dumps(payload, separators=(",", ":")),
+    }
 
 
 def _send(board: dict) -> None:

@@ -73,11 +73,11 @@ class BoardGroupMixin:
         self.rejoin_task = None
         await self.channel_layer.group_discard(LEADERBOARD_GROUP, self.channel_name)
 
-    def is_newer(self, payload: dict) -> bool:
+    def is_newer(self, version: int) -> bool:
         """Record and accept a board newer than the last one sent; broadcasts can cross."""
-        if payload["version"] <= self.last_version:
+        if version <= self.last_version:
             return False
-        self.last_version = payload["version"]
+        self.last_version = version
         return True
 
 
@@ -142,8 +142,8 @@ class LeaderboardConsumer(BoardGroupMixin, AsyncJsonWebsocketConsumer):
 
     async def leaderboard_update(self, event: dict) -> None:
         """A board change from the layer: forward it unless it is not newer than what we sent."""
-        if self.is_newer(event["payload"]):
-            await self.send_json(event["payload"])
+        if self.is_newer(event["version"]):
+            await self.send(text_data=event["text"])
 
 
 def sse_frame(payload: dict) -> bytes:
@@ -207,8 +207,9 @@ class LeaderboardEventsConsumer(BoardGroupMixin, AsyncHttpConsumer):
 
     async def leaderboard_update(self, event: dict) -> None:
         """Forward a newer board as an event."""
-        if self.is_newer(event["payload"]):
-            await self.send_body(sse_frame(event["payload"]), more_body=True)
+        if self.is_newer(event["version"]):
+            frame = f"id: {event['version']}\nevent: leaderboard_update\ndata: {event['text']}\n\n"
+            await self.send_body(frame.encode(), more_body=True)
 
     async def disconnect(self) -> None:
         if self.heartbeat is not None:

@@ -140,16 +140,22 @@ class RedisBoardStore:
 
     def rank(self, score: Score) -> int | None:
         """The player's rank from the index, or None when the index cannot answer exactly."""
-        if not self.is_ready():
-            self.ensure_rebuilt()
+        if self._dirty.is_set():
+            self._recover()
             return None
         member = member_for(user_id=score.user_id, reached_at=score.reached_at)
-        position = self.client.zrank(self.k_rank, member)
-        if position is None:
+        # One round trip: readiness, position and score of exactly this row.
+        pipe = self.client.pipeline(transaction=False)
+        pipe.exists(self.k_ready)
+        pipe.zrank(self.k_rank, member)
+        pipe.zscore(self.k_rank, member)
+        ready, position, stored = pipe.execute()
+        if not ready:
+            self.ensure_rebuilt()
             return None
         # A rank must be exact for this row: the index might hold an older
         # total of the player if their update is still being applied.
-        if self.client.zscore(self.k_rank, member) != -score.total:
+        if position is None or stored != -score.total:
             return None
         return position + 1
 

@@ -80,23 +80,31 @@ def _replay(event: ScoreEvent) -> Receipt:
 
 def _locked_score(user: User, now: datetime) -> Score:
     """The player's score row, created at zero if new, locked until the transaction ends."""
-    Score.objects.bulk_create([Score(user=user, total=0, reached_at=now)], ignore_conflicts=True)
-    return Score.objects.select_for_update().get(user=user)
+    score = Score.objects.select_for_update().filter(user=user).first()
+    if score is None:
+        # First event: create the row; a concurrent first event may win, so no error.
+        Score.objects.bulk_create([Score(user=user, total=0, reached_at=now)], ignore_conflicts=True)
+        score = Score.objects.select_for_update().get(user=user)
+    return score
 
 
-def _append(*, score: Score, event: ScoreEvent) -> ScoreEvent:
-    """Insert the ledger row and apply its points to the total, atomically at the database."""
+def _append(*, score: Score, event: ScoreEvent) -> Score:
+    """Insert the ledger row and apply its points to the total, atomically at the database.
+
+    Returns the player's row as it is after the change (the caller holds its lock).
+    """
     event.total_after = score.total + event.points
-    try:
-        with transaction.atomic():
-            event.save(force_insert=True)
-    except IntegrityError:
-        # The unique (user, action_id) constraint: a concurrent duplicate won.
-        raise _Duplicate from None
+    # No savepoint: every write for this player holds the row lock and has just
+    # checked the action_id, so the unique constraint can only fire on a writer
+    # that bypassed the services; its IntegrityError rolls back the transaction.
+    event.save(force_insert=True)
     Score.objects.filter(pk=score.pk).update(
         total=F("total") + event.points, reached_at=event.created_at, revision=F("revision") + 1
     )
-    return event
+    score.total = event.total_after
+    score.reached_at = event.created_at
+    score.revision += 1
+    return score
 
 
 class _Duplicate(Exception):
@@ -140,27 +148,24 @@ def _check_limits(*, user: User, action: ActionType, now: datetime) -> None:
 
 
 def _write(*, user: User, event: ScoreEvent, matches, limits=None, allow_hidden=False) -> Receipt:
-    """The shared write: replay or conflict on a known action_id, else lock, check, append."""
-    existing = _existing(user, event.action_id)
-    if existing is not None:
-        if not matches(existing):
-            raise _conflict(event.action_id)
-        return _replay(existing)
+    """The shared write: under the player's row lock, replay or refuse a known action_id,
+    else check the limits and append."""
     try:
         with transaction.atomic():
             score = _locked_score(user, event.created_at)
+            existing = _existing(user, event.action_id)
+            if existing is not None:
+                raise _Duplicate
             if score.is_hidden and not allow_hidden:
                 raise _forbidden_hidden()
-            # Re-check under the lock: a concurrent request for this action_id
-            # committed while we waited for the row.
-            if _existing(user, event.action_id) is not None:
-                raise _Duplicate
             if limits is not None:
                 limits()
-            event = _append(score=score, event=event)
-    except _Duplicate:
+            score = _append(score=score, event=event)
+    except (_Duplicate, IntegrityError):
         existing = _existing(user, event.action_id)
-        if existing is None or not matches(existing):
+        if existing is None:
+            raise
+        if not matches(existing):
             raise _conflict(event.action_id) from None
         return _replay(existing)
     return Receipt(
@@ -168,7 +173,8 @@ def _write(*, user: User, event: ScoreEvent, matches, limits=None, allow_hidden=
         user_id=user.pk,
         points_awarded=event.points,
         new_total_score=event.total_after,
-        leaderboard_position=_rank_for(user.pk),
+        # The index was brought up to date on commit; `score` is the committed row.
+        leaderboard_position=player_rank(score),
     )
 
 

@@ -115,6 +115,7 @@ def test_even_malformed_requests_spend_the_budget(api_client, settings):
 
 def test_limits_still_hold_per_process_when_the_cache_is_down(api_client, player, settings):
     settings.CACHES = DEAD_REDIS
+    settings.REDIS_URL = DEAD_REDIS["default"]["LOCATION"]
     settings.AUTH_RATE_LIMIT = "5/m"
     ip = _random_ip()
     responses = _wrong_passwords(api_client, 10, lambda i: {"REMOTE_ADDR": ip})
@@ -123,6 +124,7 @@ def test_limits_still_hold_per_process_when_the_cache_is_down(api_client, player
 
 def test_sign_in_works_when_the_cache_is_down(api_client, player, settings):
     settings.CACHES = DEAD_REDIS
+    settings.REDIS_URL = DEAD_REDIS["default"]["LOCATION"]
     response = post(
         api_client,
         "token",

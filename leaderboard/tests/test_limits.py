@@ -77,6 +77,7 @@ def test_hit_counts_each_group_and_key_apart():
 
 def test_hit_falls_back_to_a_per_process_counter_when_the_cache_is_down(settings):
     settings.CACHES = DEAD_REDIS
+    settings.REDIS_URL = DEAD_REDIS["default"]["LOCATION"]
     key = _key()
     results = [hit("test", key, "3/h") for _ in range(5)]
     assert results[:3] == [None, None, None]
@@ -85,6 +86,7 @@ def test_hit_falls_back_to_a_per_process_counter_when_the_cache_is_down(settings
 
 def test_the_fallback_counter_is_exact_under_threads(settings):
     settings.CACHES = DEAD_REDIS
+    settings.REDIS_URL = DEAD_REDIS["default"]["LOCATION"]
     key = _key()
     allowed: list[bool] = []
     lock = threading.Lock()

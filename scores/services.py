@@ -83,7 +83,8 @@ def _locked_score(user: User, now: datetime) -> Score:
     score = Score.objects.select_for_update().filter(user=user).first()
     if score is None:
         # First event: create the row; a concurrent first event may win, so no error.
-        Score.objects.bulk_create([Score(user=user, total=0, reached_at=now)], ignore_conflicts=True)
+        new = Score(user=user, total=0, reached_at=now)
+        Score.objects.bulk_create([new], ignore_conflicts=True)
         score = Score.objects.select_for_update().get(user=user)
     return score
 

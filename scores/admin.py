@@ -91,8 +91,21 @@ def ledger_url(user_id) -> str:
     return f"{reverse('admin:scores_scoreevent_changelist')}?user={user_id}"
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Viewable, never added, changed or deleted through the admin, superusers included."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
 @admin.register(ScoreEvent)
-class ScoreEventAdmin(admin.ModelAdmin):
+class ScoreEventAdmin(ReadOnlyAdmin):
     """The append-only ledger: an audit view that nobody, superusers included, can change."""
 
     list_display = (
@@ -131,15 +144,6 @@ class ScoreEventAdmin(admin.ModelAdmin):
         "client_ip",
         "client_timestamp",
     )
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         """Exact matches only: each uses an index instead of scanning the ledger for a substring."""
@@ -276,7 +280,7 @@ def suspicious_players(*, now=None) -> list[dict]:
 
 
 @admin.register(Score)
-class ScoreAdmin(admin.ModelAdmin):
+class ScoreAdmin(ReadOnlyAdmin):
     """Players on the board. Nothing here is saved directly: staff act through the services."""
 
     list_display = ("player", "total", "rank", "last_activity", "is_hidden", "hidden_reason")
@@ -290,15 +294,6 @@ class ScoreAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     actions = ("hide_players", "unhide_players")
     fields = ("user", "total", "reached_at", "is_hidden", "hidden_reason", "revision")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def has_hide_player_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("scores.hide_player")
@@ -490,7 +485,7 @@ class ActionTypeAdmin(admin.ModelAdmin):
 
 
 @admin.register(LimitHit)
-class LimitHitAdmin(admin.ModelAdmin):
+class LimitHitAdmin(ReadOnlyAdmin):
     """Refused score updates, recorded by the API: read-only evidence for the suspicious list."""
 
     list_display = ("created_at", "user", "code")
@@ -503,12 +498,3 @@ class LimitHitAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     paginator = LargeTablePaginator
     actions = None
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False

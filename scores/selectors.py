@@ -24,21 +24,34 @@ def ranked_scores():
     return Score.objects.filter(is_hidden=False).order_by("-total", "reached_at", "user_id")
 
 
-def board_row(rank: int, score: Score) -> BoardRow:
-    """The public shape of one board row."""
+def _row(*, rank: int, user_id, username: str, total: int, reached_at: datetime) -> BoardRow:
     return {
         "rank": rank,
-        "user_id": str(score.user_id),
-        "username": score.user.username,
-        "score": score.total,
-        "last_updated": score.reached_at.isoformat().replace("+00:00", "Z"),
+        "user_id": str(user_id),
+        "username": username,
+        "score": total,
+        "last_updated": reached_at.isoformat().replace("+00:00", "Z"),
     }
 
 
+def board_row(rank: int, score: Score) -> BoardRow:
+    """The public shape of one board row."""
+    return _row(
+        rank=rank,
+        user_id=score.user_id,
+        username=score.user.username,
+        total=score.total,
+        reached_at=score.reached_at,
+    )
+
+
 def top_rows_from_db(limit: int = TOP_N) -> list[BoardRow]:
-    """The top ten from the indexed query."""
-    scores = ranked_scores().select_related("user")[:limit]
-    return [board_row(index, score) for index, score in enumerate(scores, start=1)]
+    """The top ten from the indexed query (plain tuples: no model instances to build)."""
+    rows = ranked_scores().values_list("user_id", "user__username", "total", "reached_at")
+    return [
+        _row(rank=index, user_id=user_id, username=username, total=total, reached_at=reached_at)
+        for index, (user_id, username, total, reached_at) in enumerate(rows[:limit], start=1)
+    ]
 
 
 def db_rank(*, user_id: UUID | str, total: int, reached_at: datetime) -> int:

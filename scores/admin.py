@@ -293,7 +293,16 @@ class ScoreAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     actions = ("hide_players", "unhide_players")
-    fields = ("user", "total", "reached_at", "is_hidden", "hidden_reason", "revision")
+    fields = (
+        "user",
+        "total",
+        "reached_at",
+        "is_hidden",
+        "hidden_reason",
+        "hidden_by",
+        "hidden_changed_at",
+        "revision",
+    )
 
     def has_hide_player_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("scores.hide_player")

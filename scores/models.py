@@ -44,6 +44,15 @@ class Score(models.Model):
     reached_at = models.DateTimeField(help_text="When the current total was reached.")
     is_hidden = models.BooleanField(default=False)
     hidden_reason = models.CharField(max_length=200, blank=True)
+    hidden_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Who last hid or unhid the player.",
+    )
+    hidden_changed_at = models.DateTimeField(null=True, blank=True)
     # Bumped with every change of the row; the Redis rank index applies a change
     # only if it is newer than the one it holds, so late writers cannot regress it.
     revision = models.BigIntegerField(default=0)

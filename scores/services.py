@@ -288,7 +288,9 @@ def player_set_hidden(
         score = _locked_score(user, timezone.now())
         Score.objects.filter(pk=score.pk).update(
             is_hidden=hidden,
-            hidden_reason=reason.strip()[:200] if hidden else "",
+            hidden_reason=reason.strip()[:200],
+            hidden_by=by,
+            hidden_changed_at=timezone.now(),
             revision=F("revision") + 1,
         )
         transaction.on_commit(partial(board_changed, user_id=user.pk))

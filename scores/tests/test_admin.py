@@ -313,6 +313,9 @@ def test_hide_asks_for_a_reason_and_unhide_brings_the_player_back(
     with django_capture_on_commit_callbacks(execute=True):
         hide_via_action(client, [player], "Botting")
     assert client.get("/api/scores/leaderboard").json()["leaderboard"] == []
+    hidden = Score.objects.get(user=player)
+    assert (hidden.hidden_reason, hidden.hidden_by) == ("Botting", moderator)
+    assert hidden.hidden_changed_at is not None
 
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
@@ -325,7 +328,9 @@ def test_hide_asks_for_a_reason_and_unhide_brings_the_player_back(
             },
         )
     assert response.status_code == 302
-    assert not Score.objects.get(user=player).is_hidden
+    unhidden = Score.objects.get(user=player)
+    assert not unhidden.is_hidden
+    assert (unhidden.hidden_reason, unhidden.hidden_by) == ("Appeal accepted", moderator)
     board = client.get("/api/scores/leaderboard").json()["leaderboard"]
     assert [row["username"] for row in board] == [player.username]
     messages = LogEntry.objects.filter(object_id=str(player.pk)).values_list(

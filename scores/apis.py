@@ -74,6 +74,17 @@ def _record_limit_hit(user: User, exc: ApiError) -> None:
         LimitHit.objects.create(user=user, code=exc.code)
 
 
+def _single_values(request: Request) -> None:
+    """Refuse a query parameter given twice: which one counts would be a guess."""
+    repeated = [name for name, values in request.query_params.lists() if len(values) > 1]
+    if repeated:
+        raise ApiError(
+            "invalid",
+            "A query parameter was given more than once.",
+            fields={name[:50]: ["Give this parameter once."] for name in repeated[:20]},
+        )
+
+
 class ReceiptSerializer(serializers.Serializer):
     success = serializers.BooleanField()
     replayed = serializers.BooleanField()
@@ -208,13 +219,26 @@ class PlayerApi(APIView):
     authentication_classes: list = []
 
     class PlayerQuerySerializer(serializers.Serializer):
-        around = serializers.IntegerField(min_value=0, max_value=10, required=False)
+        # Digits only: DRF's IntegerField would also take "0.0" or " 5".
+        around = serializers.RegexField(
+            r"^(10|[0-9])$",
+            required=False,
+            trim_whitespace=False,
+            error_messages={"invalid": "Must be 0..10."},
+        )
 
     @extend_schema(
-        parameters=[OpenApiParameter("around", int, description="0..10 neighbours each side")],
+        parameters=[
+            OpenApiParameter(
+                "around",
+                {"type": "integer", "minimum": 0, "maximum": 10},
+                description="0..10 neighbours each side",
+            )
+        ],
         responses={200: PlayerSerializer, **_errors(400, 404)},
     )
     def get(self, request: Request, user_id) -> Response:
+        _single_values(request)
         query = parse_strict(self.PlayerQuerySerializer, request.query_params.dict())
         player = get_object_or_404(User, pk=user_id, is_active=True)
         score = Score.objects.filter(user=player).first()
@@ -227,7 +251,7 @@ class PlayerApi(APIView):
             "rank": player_rank(score) if score else None,
             "last_updated": score.reached_at if score else None,
         }
-        around = query.get("around")
+        around = int(query["around"]) if "around" in query else None
         if around is not None:
             body["neighbors"] = (
                 selectors.neighbors(score=score, rank=body["rank"], count=around) if score else []
@@ -282,7 +306,24 @@ class HistoryApi(APIView):
                 "created_at",
             ]
 
+    class HistoryQuerySerializer(serializers.Serializer):
+        cursor = serializers.CharField(required=False, max_length=500)
+        page_size = serializers.RegexField(
+            r"^([1-9][0-9]?|1[0-9][0-9]|200)$",
+            required=False,
+            trim_whitespace=False,
+            error_messages={"invalid": "Must be 1..200."},
+        )
+
     @extend_schema(
+        parameters=[
+            OpenApiParameter("cursor", str, description="From `next` or `previous`."),
+            OpenApiParameter(
+                "page_size",
+                {"type": "integer", "minimum": 1, "maximum": 200},
+                description="Entries per page (default 50).",
+            ),
+        ],
         responses={
             200: inline_serializer(
                 "HistoryPage",
@@ -292,10 +333,12 @@ class HistoryApi(APIView):
                     "results": HistoryEntrySerializer(many=True),
                 },
             ),
-            **_errors(401),
-        }
+            **_errors(400, 401, 404),
+        },
     )
     def get(self, request: Request) -> Response:
+        _single_values(request)
+        parse_strict(self.HistoryQuerySerializer, request.query_params.dict())
         events = ScoreEvent.objects.filter(user=request.user).select_related("action_type")
         paginator = HistoryPagination()
         page = paginator.paginate_queryset(events, request, view=self)

@@ -72,7 +72,7 @@ def test_neighbors_at_the_edges(api_client, ranked):
     assert [n["rank"] for n in bottom["neighbors"]] == [12, 13, 14]
 
 
-@pytest.mark.parametrize("around", ["11", "-1", "abc"])
+@pytest.mark.parametrize("around", ["11", "-1", "abc", "0.0", " 5", "5&around=6", ""])
 def test_around_out_of_range_is_400(api_client, ranked, around):
     response = api_client.get(f"/api/scores/players/{ranked[0].pk}?around={around}")
     assert response.status_code == 400
@@ -144,3 +144,18 @@ def test_award_points_out_of_range_are_400(api_client, make_user, points):
     response = api_client.post("/api/scores/award", body, format="json")
     assert response.status_code == 400
     assert not ScoreEvent.objects.exists()
+
+
+@pytest.mark.parametrize("query", ["page_size=0", "page_size=201", "page_size=abc", "x=1"])
+def test_history_refuses_bad_query_parameters(api_client, make_user, query):
+    bearer(api_client, make_user("me"))
+    response = api_client.get(f"/api/scores/history?{query}")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid"
+
+
+def test_history_with_a_forged_cursor_is_404_in_the_error_shape(api_client, make_user):
+    bearer(api_client, make_user("me"))
+    response = api_client.get("/api/scores/history?cursor=not-a-cursor")
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"

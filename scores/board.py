@@ -26,6 +26,7 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
+from leaderboard.redis_client import key_prefix, redis_client
 from scores.models import Score
 from scores.selectors import BoardRow, db_rank, db_total_players, top_rows_from_db
 
@@ -95,10 +96,8 @@ def member_for(*, user_id: Any, reached_at: datetime) -> str:
 class RedisBoardStore:
     """Board state in Redis, shared by every process of the deployment."""
 
-    def __init__(self, url: str, prefix: str) -> None:
-        self.client = redis.Redis.from_url(
-            url, decode_responses=True, max_connections=100, **settings.REDIS_CLIENT_OPTIONS
-        )
+    def __init__(self, prefix: str) -> None:
+        self.client = redis_client()
         self.prefix = prefix
         self.k_rank = f"{prefix}:board:rank"
         self.k_members = f"{prefix}:board:members"
@@ -158,12 +157,6 @@ class RedisBoardStore:
         if position is None or stored != -score.total:
             return None
         return position + 1
-
-    def members_between(self, start: int, stop: int) -> list[str] | None:
-        """User ids at 0-based positions start..stop of the index, or None if not ready."""
-        if not self.is_ready():
-            return None
-        return [member.split(":", 1)[1] for member in self.client.zrange(self.k_rank, start, stop)]
 
     def total_players(self) -> int | None:
         """Visible players, from the index, or None if it is not ready."""
@@ -306,9 +299,6 @@ class LocalBoardStore:
     def rank(self, score: Score) -> int | None:
         return None
 
-    def members_between(self, start: int, stop: int) -> list[str] | None:
-        return None
-
     def total_players(self) -> int | None:
         return None
 
@@ -398,11 +388,7 @@ def get_store() -> RedisBoardStore | LocalBoardStore:
     global _store
     with _store_lock:
         if _store is None:
-            if settings.REDIS_URL:
-                prefix = settings.CACHES["default"].get("KEY_PREFIX", "lb")
-                _store = RedisBoardStore(settings.REDIS_URL, prefix)
-            else:
-                _store = LocalBoardStore()
+            _store = RedisBoardStore(key_prefix()) if settings.REDIS_URL else LocalBoardStore()
         return _store
 
 

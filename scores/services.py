@@ -2,11 +2,13 @@
 
 Each write is one transaction: the ledger row, the limits that depend on the
 ledger, and the atomic increment of `Score.total` commit together or not at
-all. The player's score row is locked for the duration, which serialises one
-player's writes (cooldowns and daily limits hold under concurrency) and costs
-nothing extra: the increment takes that lock anyway. Duplicates are caught by
-the unique `(user, action_id)` constraint and answered with the original
-receipt. The board refresh is scheduled on commit by `scores.signals`.
+all. The player's score row is locked first, which serialises one player's
+writes (cooldowns and daily limits hold under concurrency) and costs nothing
+extra: the increment takes that lock anyway. Under the lock a known
+`action_id` is answered with the original receipt (or 409); the unique
+`(user, action_id)` constraint stays as the backstop for any writer that
+bypasses these functions. The board refresh is scheduled on commit by
+`scores.signals`.
 """
 
 import uuid

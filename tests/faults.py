@@ -22,9 +22,19 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+# Every fault test starts real servers on the real PostgreSQL test database and
+# real Redis, so it needs both, is slow, and needs committed data.
+LIVE_SERVER_MARKS = [
+    pytest.mark.needs_postgres,
+    pytest.mark.needs_redis,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+]
 
 
 def free_port() -> int:

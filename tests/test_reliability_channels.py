@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.faults import (
+    LIVE_SERVER_MARKS,
     Daphne,
     RedisServer,
     WsClient,
@@ -18,12 +19,7 @@ from tests.faults import (
     wait_until,
 )
 
-pytestmark = [
-    pytest.mark.needs_postgres,
-    pytest.mark.needs_redis,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = LIVE_SERVER_MARKS
 
 CAPACITY = 500  # settings.CHANNEL_LAYERS capacity
 

@@ -6,14 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults import BIN, Daphne, RedisServer, access_token
+from tests.faults import BIN, LIVE_SERVER_MARKS, Daphne, RedisServer, access_token
 
-pytestmark = [
-    pytest.mark.needs_postgres,
-    pytest.mark.needs_redis,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = LIVE_SERVER_MARKS
 
 # A budget per run; the whole test stays well under three minutes.
 MAX_SECONDS = os.environ.get("FUZZ_SECONDS", "40")

@@ -7,14 +7,16 @@ import time
 import httpx
 import pytest
 
-from tests.faults import Daphne, RedisServer, WsClient, access_token, new_action_id
+from tests.faults import (
+    LIVE_SERVER_MARKS,
+    Daphne,
+    RedisServer,
+    WsClient,
+    access_token,
+    new_action_id,
+)
 
-pytestmark = [
-    pytest.mark.needs_postgres,
-    pytest.mark.needs_redis,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = LIVE_SERVER_MARKS
 
 BIG_NUMBERS = [0, -1, 2**31, 2**63, -(2**63), 2**64, 10**400, 1e308, -0.0, 0.5, True, None]
 NUMBER_TEXTS = ["NaN", "Infinity", "-Infinity", "1e999", "0x10", "٣", "1_000"]

@@ -4,6 +4,7 @@ import httpx
 import pytest
 
 from tests.faults import (
+    LIVE_SERVER_MARKS,
     Daphne,
     RedisServer,
     WsClient,
@@ -15,12 +16,7 @@ from tests.faults import (
     wait_until,
 )
 
-pytestmark = [
-    pytest.mark.needs_postgres,
-    pytest.mark.needs_redis,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = LIVE_SERVER_MARKS
 
 
 @pytest.fixture

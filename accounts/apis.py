@@ -20,7 +20,7 @@ from accounts.serializers import (
     UserSerializer,
     VerifySerializer,
 )
-from leaderboard.errors import ApiError, ErrorSerializer
+from leaderboard.errors import ApiError, error_responses
 from leaderboard.limits import client_ip, enforce, ip_bucket
 from leaderboard.parsers import parse_strict
 
@@ -44,9 +44,7 @@ RETRY_AFTER = OpenApiParameter(
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
-    return {
-        code: OpenApiResponse(ErrorSerializer, description=ERROR_MEANINGS[code]) for code in codes
-    }
+    return error_responses(*codes, descriptions=ERROR_MEANINGS)
 
 
 def _limit_by_ip(request: Request) -> None:

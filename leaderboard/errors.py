@@ -6,6 +6,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework_simplejwt.exceptions import InvalidToken
@@ -40,6 +41,17 @@ class ErrorSerializer(serializers.Serializer):
     fields = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()), required=False
     )
+
+
+def error_responses(
+    *codes: int, descriptions: dict[int, str] | None = None
+) -> dict[int, OpenApiResponse]:
+    """OpenAPI responses in the error shape for the given status codes."""
+    descriptions = descriptions or {}
+    return {
+        code: OpenApiResponse(ErrorSerializer, description=descriptions.get(code, ""))
+        for code in codes
+    }
 
 
 def error_body(code: str, detail: str, fields: dict[str, list[str]] | None = None) -> dict:

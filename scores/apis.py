@@ -7,7 +7,6 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiParameter,
-    OpenApiResponse,
     extend_schema,
     inline_serializer,
 )
@@ -19,8 +18,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
-from leaderboard.errors import ApiError, ErrorSerializer
-from leaderboard.limits import client_ip, hit
+from leaderboard.errors import ApiError, error_responses
+from leaderboard.limits import client_ip, hit, rate_limited
 from leaderboard.parsers import parse_strict
 from scores import selectors
 from scores.board import leaderboard_snapshot, player_rank
@@ -61,12 +60,7 @@ class StrictIntegerField(serializers.IntegerField):
 def _limit(request: Request, user: User) -> None:
     wait = hit("score", str(user.pk), settings.SCORE_RATE_LIMIT)
     if wait is not None:
-        raise ApiError(
-            "rate_limited",
-            "Too many score updates; slow down.",
-            status_code=429,
-            headers={"Retry-After": str(wait)},
-        )
+        raise rate_limited(wait, "Too many score updates; slow down.")
 
 
 def _record_limit_hit(user: User, exc: ApiError) -> None:
@@ -95,10 +89,6 @@ class ReceiptSerializer(serializers.Serializer):
     leaderboard_position = serializers.IntegerField(allow_null=True)
 
 
-def _errors(*codes: int) -> dict[int, OpenApiResponse]:
-    return {code: OpenApiResponse(ErrorSerializer) for code in codes}
-
-
 class ScoreUpdateApi(APIView):
     """A player reports a completed action; the server decides what it is worth."""
 
@@ -117,7 +107,7 @@ class ScoreUpdateApi(APIView):
 
     @extend_schema(
         request=ScoreUpdateInputSerializer,
-        responses={200: ReceiptSerializer, **_errors(400, 401, 403, 409, 429)},
+        responses={200: ReceiptSerializer, **error_responses(400, 401, 403, 409, 429)},
     )
     def post(self, request: Request) -> Response:
         user = request.user
@@ -159,7 +149,7 @@ class ScoreAwardApi(APIView):
 
     @extend_schema(
         request=ScoreAwardInputSerializer,
-        responses={200: ReceiptSerializer, **_errors(400, 401, 403, 409, 429)},
+        responses={200: ReceiptSerializer, **error_responses(400, 401, 403, 409, 429)},
     )
     def post(self, request: Request) -> Response:
         _limit(request, request.user)
@@ -235,7 +225,7 @@ class PlayerApi(APIView):
                 description="0..10 neighbours each side",
             )
         ],
-        responses={200: PlayerSerializer, **_errors(400, 404)},
+        responses={200: PlayerSerializer, **error_responses(400, 404)},
     )
     def get(self, request: Request, user_id) -> Response:
         _single_values(request)
@@ -333,7 +323,7 @@ class HistoryApi(APIView):
                     "results": HistoryEntrySerializer(many=True),
                 },
             ),
-            **_errors(400, 401, 404),
+            **error_responses(400, 401, 404),
         },
     )
     def get(self, request: Request) -> Response:

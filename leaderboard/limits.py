@@ -9,11 +9,10 @@ from django.conf import settings
 from django.core.cache import caches
 from django.http import HttpRequest
 from django_ratelimit.core import _get_window, _make_cache_key, _split_rate
-from redis.exceptions import RedisError
 from rest_framework import status
 
 from leaderboard.errors import ApiError
-from leaderboard.redis_client import key_prefix, redis_client
+from leaderboard.redis_client import REDIS_ERRORS, key_prefix, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +23,6 @@ UNKNOWN_IP = "0.0.0.0"  # noqa: S104
 # One attacker usually owns a whole IPv6 /64, as django-ratelimit assumes too.
 IPV6_BUCKET_PREFIX = 64
 
-# Redis going away surfaces as a RedisError, or as OSError for socket-level failures.
-_CACHE_ERRORS = (RedisError, OSError)
 
 # django-ratelimit keeps counters a few seconds past the window end; so do we.
 _EXPIRY_FUDGE = 5
@@ -146,7 +143,7 @@ def hit(group: str, key: str, rate: str) -> int | None:
     cache_key = _make_cache_key(group, window_end, rate, key, None)
     try:
         count = _cache_incr(cache_key, period)
-    except _CACHE_ERRORS as exc:
+    except REDIS_ERRORS as exc:
         _warn_cache_down(exc)
         count = _local.incr(cache_key, window_end)
     if count <= limit:

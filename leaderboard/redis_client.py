@@ -10,6 +10,9 @@ import threading
 import redis
 from django.conf import settings
 
+# What an unreachable or dying Redis raises: redis-py errors, or socket errors.
+REDIS_ERRORS = (redis.RedisError, OSError)
+
 _client: redis.Redis | None = None
 _client_url = ""
 _lock = threading.Lock()

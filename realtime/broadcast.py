@@ -22,7 +22,8 @@ from uuid import UUID
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers, get_channel_layer
 from django.conf import settings
 
-from scores.board import REDIS_ERRORS, get_store, make_board
+from leaderboard.redis_client import REDIS_ERRORS
+from scores.board import get_store, make_board
 from scores.models import Score
 from scores.selectors import TOP_N, top_rows_from_db
 

@@ -12,8 +12,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import BaseChannelLayer
 from django.conf import settings
 
+from leaderboard.redis_client import REDIS_ERRORS
 from realtime.broadcast import LEADERBOARD_GROUP, remember_consumer_loop
-from scores.board import REDIS_ERRORS, leaderboard_snapshot
+from scores.board import leaderboard_snapshot
 
 logger = logging.getLogger(__name__)
 

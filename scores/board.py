@@ -22,11 +22,10 @@ import time
 from datetime import datetime
 from typing import Any
 
-import redis
 from django.conf import settings
 from django.utils import timezone
 
-from leaderboard.redis_client import key_prefix, redis_client
+from leaderboard.redis_client import REDIS_ERRORS, key_prefix, redis_client
 from scores.models import Score
 from scores.selectors import BoardRow, db_rank, db_total_players, top_rows_from_db
 
@@ -83,8 +82,6 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-REDIS_ERRORS = (redis.RedisError, OSError)
 
 
 def member_for(*, user_id: Any, reached_at: datetime) -> str:
